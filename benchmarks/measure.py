@@ -1,0 +1,59 @@
+"""Run benchmark workers as separate processes, alternating A B A B, and read each one's peak memory.
+
+Each worker prints one JSON line (what it timed itself); the parent adds the
+process's wall time and peak RSS from the kernel's accounting (``os.wait4``).
+Alternating the systems and reporting medians and per-pair ratios keeps a
+comparison fair on a noisy shared machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Sequence
+
+
+def run_worker(argv: Sequence[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"worker {argv} failed with status {status}")
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    result["process_wall_s"] = time.perf_counter() - started
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports kilobytes
+    return result
+
+
+def alternate(workers: dict[str, Sequence[str]], runs: int) -> dict[str, list[dict[str, Any]]]:
+    """Run every worker ``runs`` times, in turn, after one warm-up round that is not counted."""
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in workers}
+    for round_number in range(runs + 1):
+        for name, argv in workers.items():
+            result = run_worker(argv)
+            if round_number:
+                results[name].append(result)
+            print(f"  round {round_number} {name}: {json.dumps(result)}", file=sys.stderr, flush=True)
+    return results
+
+
+def summarize(results: dict[str, list[dict[str, Any]]], reference: str, rate_key: str = "texts_per_s") -> dict:
+    """Medians per system and the per-pair ratio against ``reference`` (round i against round i)."""
+    out = {}
+    for name, runs in results.items():
+        ratios = [r[rate_key] / ref[rate_key] for r, ref in zip(runs, results[reference])]
+        out[name] = {
+            rate_key: statistics.median(r[rate_key] for r in runs),
+            f"{rate_key}_min_max": [min(r[rate_key] for r in runs), max(r[rate_key] for r in runs)],
+            "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
+            "process_wall_s": statistics.median(r["process_wall_s"] for r in runs),
+            f"ratio_vs_{reference}": statistics.median(ratios),
+            "runs": len(runs),
+        }
+    return out

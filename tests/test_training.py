@@ -1,0 +1,116 @@
+import json
+import random
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from complaint_nlp import ComplaintClassifier, labels
+from complaint_nlp.training import (
+    TrainingArguments, choose_urgency_threshold, class_weights, label_arrays, length_grouped_batches, train)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory, dev_records):
+    folder = tmp_path_factory.mktemp("data")
+    return write_jsonl(folder / "train.jsonl", dev_records[:96]), write_jsonl(folder / "dev.jsonl", dev_records[96:160])
+
+
+def args_for(tiny_encoder_dir, small_data, output, **kw):
+    train_file, dev_file = small_data
+    settings = {"max_length": 48, "epochs": 2, "batch_size": 16, **kw}
+    return TrainingArguments(base_model=str(tiny_encoder_dir), train_file=train_file, dev_file=dev_file,
+                             output_dir=str(output), **settings)
+
+
+def test_training_writes_a_complete_model_directory_and_is_deterministic(tiny_encoder_dir, small_data, tmp_path):
+    out1, report = train(args_for(tiny_encoder_dir, small_data, tmp_path / "a"))
+    out2, _ = train(args_for(tiny_encoder_dir, small_data, tmp_path / "b"))
+    names = {p.name for p in out1.iterdir()}
+    assert {"model.safetensors", "config.json", "complaint_config.json", "tokenizer.json", "README.md",
+            "training_args.json"} <= names
+    w1, w2 = load_file(out1 / "model.safetensors"), load_file(out2 / "model.safetensors")
+    assert w1.keys() == w2.keys() and all((w1[k] == w2[k]).all() for k in w1)
+    assert str(w1["heads.emotion.weight"].dtype) == "torch.float16"
+    card = (out1 / "README.md").read_text()
+    assert "macro-F1" in card and "urgent recall" in card and "## Limits" in card
+    record = json.loads((out1 / "training_args.json").read_text())
+    assert record["dev"]["macro_f1"] == pytest.approx(report.macro_f1())
+    assert len(record["history"]) == 2
+    results = ComplaintClassifier(out1).predict(["刹车失灵差点出事故", "好评"])
+    assert all(r.tier in labels.TIERS for r in results)
+
+
+def test_without_a_dev_file_train_is_split(tiny_encoder_dir, small_data, tmp_path):
+    args = args_for(tiny_encoder_dir, small_data, tmp_path / "m", epochs=1)
+    args.dev_file, args.dev_split = None, 0.25
+    _, report = train(args)
+    assert report.heads["emotion"].support == 24
+
+
+def test_early_stopping_stops_after_patience(tiny_encoder_dir, small_data, tmp_path):
+    # With a learning rate of 0 the dev score never improves: one evaluation, one stale, stop.
+    out, _ = train(args_for(tiny_encoder_dir, small_data, tmp_path / "m", epochs=6, eval_steps=1, patience=1,
+                            learning_rate=0.0, head_learning_rate=0.0))
+    history = json.loads((out / "training_args.json").read_text())["history"]
+    assert [h["step"] for h in history] == [1, 2]
+
+
+def test_a_bad_training_row_is_named(tiny_encoder_dir, small_data, tmp_path, dev_records):
+    rows = [dict(r) for r in dev_records[:5]]
+    rows[3]["emotion"] = "furious"
+    bad = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(ValueError, match=r"bad.jsonl:4: field 'emotion'"):
+        train(TrainingArguments(base_model=str(tiny_encoder_dir), train_file=bad, output_dir=str(tmp_path / "m")))
+
+
+def test_label_arrays_mask_category_of_non_complaints(dev_records):
+    records = [labels.validate_record(r) for r in dev_records[:50]]
+    arrays = label_arrays(records)
+    for r, cat, multi in zip(records, arrays["category"], arrays["categories"]):
+        if r["is_complaint"]:
+            assert labels.CATEGORIES[cat] == r["category"] and multi[cat] == 1.0
+            assert multi.sum() == len(r["categories"])
+        else:
+            assert cat == -100 and multi.sum() == 0
+
+
+def test_rare_classes_weigh_more():
+    weights = class_weights(np.array([0] * 90 + [1] * 10 + [-100] * 5), 2, 0.5)
+    assert weights[1] == pytest.approx(3 * weights[0])
+
+
+def test_length_grouped_batches_cover_every_row_once():
+    lengths = [random.Random(i).randint(1, 300) for i in range(1000)]
+    batches = length_grouped_batches(lengths, 16, random.Random(0))
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert max(len(b) for b in batches) == 16
+
+
+def test_urgency_threshold_reaches_the_recall_target():
+    p = np.array([0.9, 0.8, 0.3, 0.2, 0.05, 0.6, 0.01])
+    urgent = np.array([True, True, True, True, True, False, False])
+    threshold = choose_urgency_threshold(p, urgent, 0.8)
+    assert threshold == pytest.approx(0.2)
+    assert (p[urgent] >= threshold).mean() >= 0.8
+    assert choose_urgency_threshold(np.array([0.99, 0.98]), np.array([True, True]), 0.9) == 0.5
+
+
+def test_distillation_from_a_teacher_with_unlabelled_texts(tiny_encoder_dir, tiny_model_dir, small_data, tmp_path,
+                                                           dev_records):
+    unlabeled = write_jsonl(tmp_path / "pool.jsonl", [{"text": r["text"]} for r in dev_records[300:340]]
+                            + [{"text": dev_records[0]["text"]}, {"text": "  "}])
+    args = args_for(tiny_encoder_dir, small_data, tmp_path / "student", epochs=1, teacher=str(tiny_model_dir),
+                    unlabeled_file=unlabeled, distill_weight=2.0)
+    out, report = train(args)
+    record = json.loads((out / "training_args.json").read_text())
+    assert record["args"]["teacher"] == str(tiny_model_dir)
+    # 96 labelled rows + 40 new texts (the duplicate of a training text and the empty one are dropped): 9 batches
+    assert record["history"][-1]["step"] == 9
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train(args_for(tiny_encoder_dir, small_data, tmp_path / "x", unlabeled_file=unlabeled))
