@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-LABELED = HERE.parents[1] / "shared" / "data" / "labeled"
+sys.path.insert(0, str(HERE))
+from measure import LABELED  # noqa: E402
 
 
 def main() -> None:

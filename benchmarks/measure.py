@@ -8,13 +8,19 @@ comparison fair on a noisy shared machine.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+# The data the benchmarks read (never copied into the repository), beside the checkout unless told otherwise.
+SHARED = Path(os.environ.get("COMPLAINT_NLP_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+LABELED = SHARED / "data" / "labeled"
 
 
 def run_worker(argv: Sequence[str], env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -57,3 +63,23 @@ def summarize(results: dict[str, list[dict[str, Any]]], reference: str, rate_key
             "runs": len(runs),
         }
     return out
+
+
+def parse_args(doc: str, output: str, add_options: Callable[[argparse.ArgumentParser], None]) -> argparse.Namespace:
+    """The options every benchmark takes (--model, --output, the hidden --worker) plus its own.
+
+    In the parent process the model's ONNX export is built here, outside the timed runs.
+    """
+    from complaint_nlp.classifier import default_model_path
+    from complaint_nlp.onnx_export import onnx_path
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="model directory (default: the bundled model)")
+    parser.add_argument("--output", default=output)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    add_options(parser)
+    args = parser.parse_args()
+    args.model = args.model or str(default_model_path())
+    if not args.worker:
+        onnx_path(args.model)
+    return args

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -21,7 +22,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-DEFAULT_DEV = HERE.parents[1] / "shared" / "data" / "labeled" / "dev.jsonl"
+from measure import LABELED, alternate, parse_args, summarize  # noqa: E402
+
+DEFAULT_DEV = LABELED / "dev.jsonl"
 
 
 def read_texts(path: str) -> list[str]:
@@ -71,26 +74,15 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model directory (default: the bundled model)")
-    parser.add_argument("--data", default=str(DEFAULT_DEV))
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--output", default=str(HERE / "results" / "speed.json"))
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--reference-dir", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    from complaint_nlp.classifier import default_model_path
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--data", default=str(DEFAULT_DEV))
+        parser.add_argument("--runs", type=int, default=3)
+        parser.add_argument("--max-length", type=int, default=128)
+        parser.add_argument("--reference-dir", help=argparse.SUPPRESS)
 
-    args.model = args.model or str(default_model_path())
+    args = parse_args(__doc__, str(HERE / "results" / "speed.json"), options)
     if args.worker:
         return worker(args)
-
-    from measure import alternate, summarize
-
-    from complaint_nlp.onnx_export import onnx_path
-
-    onnx_path(args.model)  # build the cached export outside the timed runs
     with tempfile.TemporaryDirectory() as reference_dir:
         build_pipeline_model(args.model, reference_dir)
         common = [__file__, "--model", args.model, "--data", args.data, "--max-length", str(args.max_length),
@@ -101,7 +93,7 @@ def main() -> None:
         "what": "labelling dev.jsonl (all heads for complaint-nlp; one 4-way head for the pipeline), "
                 "texts per second after loading, peak RSS of the whole process",
         "data": args.data, "texts": results["pipeline"][0]["texts"], "model": args.model,
-        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "summary": summarize(results, "pipeline"), "runs": results,
     }
     Path(args.output).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 from pathlib import Path
 
-RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw"
+RAW = Path(os.environ.get("COMPLAINT_NLP_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "raw"
 
 # source -> (files, how to get the text, how many to keep)
 SOURCES = {
@@ -53,25 +54,32 @@ def read_rows(path: Path):
     yield from rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", default="runs/unlabeled.jsonl")
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every source's quota")
-    args = parser.parse_args()
-    rng = random.Random(args.seed)
+def build_pool(seed: int = 13, scale: float = 1.0, quotas: dict[str, int] | None = None) -> list[dict[str, str]]:
+    """Distinct texts per source, sampled with ``seed``; ``quotas`` overrides the per-source counts."""
+    rng = random.Random(seed)
     out = []
     for source, (files, field, quota) in SOURCES.items():
+        quota = (quotas or {}).get(source, quota)
         texts = {}
         for name in files:
             for row in read_rows(RAW / name):
                 text = field(row) if callable(field) else row.get(field)
                 if isinstance(text, str) and len(text.strip()) >= 4:
                     texts[text.strip()] = None
-        chosen = rng.sample(sorted(texts), min(len(texts), int(quota * args.scale)))
+        chosen = rng.sample(sorted(texts), min(len(texts), int(quota * scale)))
         out += [{"text": t, "source": source} for t in chosen]
         print(f"{source}: {len(chosen)} of {len(texts)} distinct texts")
     rng.shuffle(out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", default="runs/unlabeled.jsonl")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every source's quota")
+    args = parser.parse_args()
+    out = build_pool(args.seed, args.scale)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:
         for row in out:

@@ -84,9 +84,19 @@ def test_onnx_backend_matches_torch(tiny_model_dir, dev_records, tmp_path, monke
     texts = [r["text"] for r in dev_records[:40]]
     torch_results = ComplaintClassifier(tiny_model_dir).predict(texts)
     onnx_results = ComplaintClassifier(tiny_model_dir, backend="onnx").predict(texts)
-    assert len(list(tmp_path.glob("onnx/*.int8.onnx"))) == 1
+    assert len(list(tmp_path.glob("onnx/*.int8-pc.onnx"))) == 1
     diffs = [abs(a.probabilities["emotion"][e] - b.probabilities["emotion"][e])
              for a, b in zip(torch_results, onnx_results) for e in labels.EMOTIONS]
     assert np.mean(diffs) < 0.02
     agree = np.mean([a.emotion == b.emotion for a, b in zip(torch_results, onnx_results)])
     assert agree >= 0.9
+
+
+def test_urgency_threshold_override(tiny_model_dir, dev_records):
+    texts = [r["text"] for r in dev_records[:30]]
+    always = ComplaintClassifier(tiny_model_dir, urgency_threshold=1e-9).predict(texts)
+    never = ComplaintClassifier(tiny_model_dir, urgency_threshold=1 - 1e-9).predict(texts)
+    assert all(r.urgency == "urgent" for r in always if r.is_complaint)
+    assert all(r.urgency == "normal" for r in never)
+    with pytest.raises(ValueError, match="urgency_threshold"):
+        ComplaintClassifier(tiny_model_dir, urgency_threshold=1.5)

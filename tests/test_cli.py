@@ -37,7 +37,10 @@ def test_classify_prints_every_field(tiny_model_dir):
 def test_label_and_evaluate(tiny_model_dir, dev_records, tmp_path):
     data = tmp_path / "dev.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in dev_records[:40]), encoding="utf-8")
-    summary = json.loads(cli("label", data, "-o", tmp_path / "out.jsonl", "--model", tiny_model_dir,
+    texts = tmp_path / "texts.jsonl"  # gold label columns would clash with the label columns written
+    texts.write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}, ensure_ascii=False) + "\n"
+                             for r in dev_records[:40]), encoding="utf-8")
+    summary = json.loads(cli("label", texts, "-o", tmp_path / "out.jsonl", "--model", tiny_model_dir,
                              "--quiet").stdout)
     assert summary["rows_read"] == 40 and summary["labelled"] == 40
     out = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]

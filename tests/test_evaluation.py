@@ -19,11 +19,19 @@ def test_head_report_on_a_hand_worked_example():
     assert rep.confusion[0] == [1, 0, 0, 1, 0]
 
 
-def test_category_counts_a_missed_complaint_as_wrong():
-    rep = head_report("category", ["price", "price", None], ["price", None, "quality"])
-    assert rep.support == 2
+def test_category_is_the_head_and_end_to_end_counts_a_missed_complaint_as_wrong(dev_records):
+    rep = head_report("category_end_to_end", ["price", "price", None], ["price", None, "quality"])
+    assert rep.support == 2 and rep.classes == list(labels.CATEGORIES)
     assert rep.per_class["price"]["recall"] == pytest.approx(0.5)
     assert rep.confusion[labels.CATEGORIES.index("price")][-1] == 1
+
+    record = labels.validate_record(next(r for r in dev_records if r["category"] == "price"))
+    missed = {"is_complaint": False, "category": None, "urgency": "normal", "scope": "individual", "tier": "P4",
+              "emotion": record["emotion"], "probabilities": {"category": {"quality": 0.1, "service": 0.2,
+                                                                           "price": 0.6, "false_advertising": 0.1}}}
+    report = evaluate_predictions([record], [missed])
+    assert report.heads["category"].accuracy == 1.0  # the head was right
+    assert report.heads["category_end_to_end"].accuracy == 0.0  # but the output says "no complaint"
 
 
 def test_perfect_predictions_score_one(dev_records):

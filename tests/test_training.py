@@ -114,3 +114,18 @@ def test_distillation_from_a_teacher_with_unlabelled_texts(tiny_encoder_dir, tin
     assert record["history"][-1]["step"] == 9
     with pytest.raises(ValueError, match="needs a teacher"):
         train(args_for(tiny_encoder_dir, small_data, tmp_path / "x", unlabeled_file=unlabeled))
+
+
+def test_continue_from_a_trained_model_with_an_ensemble_teacher(tiny_model_dir, small_data, tmp_path):
+    from complaint_nlp.modeling import ComplaintModel
+
+    args = args_for(tiny_model_dir, small_data, tmp_path / "student", epochs=1, learning_rate=0.0,
+                    head_learning_rate=0.0, teacher=f"{tiny_model_dir},{tiny_model_dir}", teacher_tfidf_weight=0.5)
+    out, _ = train(args)
+    before, _ = ComplaintModel.from_pretrained(tiny_model_dir)
+    after, _ = ComplaintModel.from_pretrained(out)
+    # learning rate 0: the continued model starts from, and keeps, the trained encoder and heads
+    for (name, a), b in zip(before.state_dict().items(), after.state_dict().values()):
+        assert (a.half().float() == b).all(), name
+    with pytest.raises(ValueError, match="num_layers"):
+        train(args_for(tiny_model_dir, small_data, tmp_path / "x", num_layers=1))

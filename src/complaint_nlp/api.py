@@ -40,6 +40,8 @@ class ServiceSettings:
 
     model: str | None = None
     backend: str = "torch"
+    batch_size: int = 32
+    urgency_threshold: float | None = None
     max_texts: int = 64
     max_text_chars: int = 10_000
     max_body_bytes: int = 1 << 20
@@ -241,7 +243,9 @@ def create_app(settings: ServiceSettings | None = None, classifier: ComplaintCla
     state: dict[str, Any] = {"classifier": classifier, "batcher": None, "ready": False, "load_error": None}
 
     def load_and_warm() -> ComplaintClassifier:
-        model = state["classifier"] or ComplaintClassifier(settings.model, backend=settings.backend)
+        model = state["classifier"] or ComplaintClassifier(
+            settings.model, backend=settings.backend, batch_size=settings.batch_size,
+            urgency_threshold=settings.urgency_threshold)
         model.predict(["预热：外卖送到时汤洒了一半"])
         return model
 

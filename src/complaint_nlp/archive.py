@@ -34,6 +34,7 @@ from typing import IO, Any, Iterator, Sequence
 
 from . import labels
 from .classifier import ComplaintClassifier, ComplaintResult
+from .modeling import WEIGHTS_NAME
 
 READ_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx",
                 ".parquet": "parquet"}
@@ -579,6 +580,15 @@ def _fingerprint(path: Path, options: dict[str, Any]) -> dict[str, Any]:
     return {"input": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "options": options}
 
 
+def _model_identity(classifier: ComplaintClassifier) -> dict[str, Any]:
+    """Enough to tell whether a resumed run would label with the same model as the interrupted one."""
+    if classifier.model_path is None:
+        return {"model": "in-memory", "backend": classifier.backend_name}
+    weights = (classifier.model_path / WEIGHTS_NAME).stat()
+    return {"model": str(classifier.model_path.resolve()), "backend": classifier.backend_name,
+            "weights_size": weights.st_size, "weights_mtime_ns": weights.st_mtime_ns}
+
+
 def parts_dir_for(output: Path) -> Path:
     """Where a run keeps its finished chunks until the output is complete."""
     return output.with_name(f".{output.name}.parts")
@@ -630,9 +640,11 @@ def label_file(
         columns = [*leading, *reader.columns, *label_names]
         writer = PartWriter(out_kind, columns, getattr(reader, "schema", None), probs)
 
+        classifier = classifier or ComplaintClassifier()
         parts_dir = parts_dir_for(output_path)
         options = {"text_column": text_column, "id_column": id_column, "encoding": reader.encoding, "sheet": sheet,
-                   "probs": probs, "chunk_size": chunk_size, "output_kind": out_kind}
+                   "probs": probs, "chunk_size": chunk_size, "output_kind": out_kind,
+                   "model": _model_identity(classifier)}
         manifest = _fingerprint(input_path, options)
         summary = LabelSummary(encoding=reader.encoding, output=str(output_path))
         done_parts = _prepare_parts(parts_dir, manifest, resume)
@@ -648,8 +660,6 @@ def label_file(
             names.append(name)
             rows_seen += len(chunk)
             if name not in done_parts:  # finished chunks of a resumed run are read past, not labelled
-                if classifier is None:
-                    classifier = ComplaintClassifier()
                 rows = _label_chunk(chunk, classifier, text_column, probs, leading)
                 part_summary = LabelSummary()
                 for r in rows:

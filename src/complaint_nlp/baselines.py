@@ -15,6 +15,8 @@ import logging
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from . import labels
 from .text import normalize
 
@@ -51,13 +53,16 @@ def _has(text: str, cues: Iterable[str]) -> bool:
     return any(c in text for c in cues)
 
 
-def _result(is_complaint: bool, category: str | None, urgency: str, scope: str, emotion: str) -> dict[str, Any]:
+def _result(is_complaint: bool, category: str, urgency: str, scope: str, emotion: str,
+            category_probs: dict[str, float] | None = None) -> dict[str, Any]:
+    """A result dict shaped like ``ComplaintResult.to_dict()``; the category guess stays in ``probabilities``."""
+    probabilities = {"category": category_probs or {c: float(c == category) for c in labels.CATEGORIES}}
     if not is_complaint:
         category, urgency, scope = None, "normal", "individual"
     tier = labels.tier_for(urgency, scope)
     return {"is_complaint": is_complaint, "category": category, "categories": [category] if category else [],
             "urgency": urgency, "scope": scope, "tier": tier.name, "response_target": tier.response_target,
-            "emotion": emotion}
+            "emotion": emotion, "probabilities": probabilities}
 
 
 class KeywordBaseline:
@@ -122,8 +127,18 @@ class TfidfBaseline:
             self.models[head] = model.fit(x[rows], [gold[i][head] for i in rows])
         return self
 
-    def predict(self, texts: Sequence[Any]) -> list[dict[str, Any]]:
+    def predict_proba(self, texts: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Probabilities per head, columns in the order of the model's classes (``labels.HEADS``)."""
         x = self.vectorizer.transform(self._texts(texts))
-        predicted = {head: model.predict(x) for head, model in self.models.items()}
-        return [_result(predicted["is_complaint"][i] == "true", predicted["category"][i], predicted["urgency"][i],
-                        predicted["scope"][i], predicted["emotion"][i]) for i in range(x.shape[0])]
+        out = {}
+        for head, model in self.models.items():
+            columns = [list(model.classes_).index(c) for c in labels.HEADS_BY_NAME[head].classes]
+            out[head] = model.predict_proba(x)[:, columns]
+        return out
+
+    def predict(self, texts: Sequence[Any]) -> list[dict[str, Any]]:
+        probs = self.predict_proba(texts)
+        best = {head: [labels.HEADS_BY_NAME[head].classes[j] for j in p.argmax(axis=1)] for head, p in probs.items()}
+        return [_result(best["is_complaint"][i] == "true", best["category"][i], best["urgency"][i], best["scope"][i],
+                        best["emotion"][i], dict(zip(labels.CATEGORIES, map(float, probs["category"][i]))))
+                for i in range(len(texts))]

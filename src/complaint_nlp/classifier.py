@@ -83,10 +83,12 @@ class ComplaintClassifier:
     ``ComplaintClassifier()`` loads the bundled default model offline;
     ``ComplaintClassifier("path/or/dir")`` loads another model directory.
     ``backend="onnx"`` runs an int8-quantised ONNX export (built and cached on first use).
+    ``urgency_threshold`` overrides the model's P(urgent) threshold: lower finds
+    more urgent complaints at the cost of more false alarms.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *, backend: str = "torch",
-                 batch_size: int = DEFAULT_BATCH_SIZE):
+                 batch_size: int = DEFAULT_BATCH_SIZE, urgency_threshold: float | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.model_path = Path(model) if model is not None else default_model_path()
@@ -103,6 +105,10 @@ class ComplaintClassifier:
             model_obj, self.tokenizer = ComplaintModel.from_pretrained(self.model_path)
             self.config = model_obj.config
             self._run = torch_backend(model_obj)
+        if urgency_threshold is not None:
+            if not 0.0 < urgency_threshold < 1.0:
+                raise ValueError(f"urgency_threshold must be between 0 and 1, got {urgency_threshold}")
+            self.config.urgency_threshold = urgency_threshold
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> "ComplaintClassifier":
@@ -136,7 +142,7 @@ class ComplaintClassifier:
             if item.text is not None and item.text not in unique:
                 unique[item.text] = len(unique)
         logits, truncated = self._batched_logits(list(unique), batch_size or self.batch_size, show_progress_bar)
-        probs = self._probabilities(logits)
+        probs = head_probabilities(self.config, logits)
         results = []
         for item in items:
             if item.text is None:
@@ -176,17 +182,6 @@ class ComplaintClassifier:
             truncated[idx] = cut
         return out, truncated
 
-    def _probabilities(self, logits: np.ndarray) -> dict[str, np.ndarray]:
-        probs = {}
-        for head in self.config.heads:
-            z = logits[:, self.config.head_slices()[head.name]]
-            if head.kind == "multi":
-                probs[head.name] = 1.0 / (1.0 + np.exp(-z))
-            else:
-                e = np.exp(z - z.max(axis=1, keepdims=True))
-                probs[head.name] = e / e.sum(axis=1, keepdims=True)
-        return probs
-
     def _decide(self, p: dict[str, np.ndarray], warnings: list[str]) -> ComplaintResult:
         """Turn one text's head probabilities into labels, following LABELS.md's rules."""
         cfg = self.config
@@ -225,6 +220,19 @@ class ComplaintClassifier:
             is_complaint=is_complaint, category=category, categories=categories, urgency=urgency,
             scope=scope, tier=tier.name, response_target=tier.response_target, emotion=emotion,
             scores=scores, probabilities=probabilities, warnings=warnings)
+
+
+def head_probabilities(config: ComplaintModelConfig, logits: np.ndarray) -> dict[str, np.ndarray]:
+    """Split a batch of logits by head: softmax for single-label heads, sigmoid for multi-label ones."""
+    probs = {}
+    for head in config.heads:
+        z = logits[:, config.head_slices()[head.name]]
+        if head.kind == "multi":
+            probs[head.name] = 1.0 / (1.0 + np.exp(-z))
+        else:
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            probs[head.name] = e / e.sum(axis=1, keepdims=True)
+    return probs
 
 
 def _check_batch_size(batch_size: int) -> int:

@@ -19,7 +19,8 @@ def _classifier(args: argparse.Namespace) -> Any:
     from .classifier import ComplaintClassifier
 
     model = None if args.model in (None, "default") else args.model
-    return ComplaintClassifier(model, backend=args.backend, batch_size=args.batch_size)
+    return ComplaintClassifier(model, backend=args.backend, batch_size=args.batch_size,
+                               urgency_threshold=args.urgency_threshold)
 
 
 def _model_options(parser: argparse.ArgumentParser, positional: bool = False) -> None:
@@ -30,6 +31,8 @@ def _model_options(parser: argparse.ArgumentParser, positional: bool = False) ->
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="torch (fp32) or onnx (int8, exported and cached on first use)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="texts per model call")
+    parser.add_argument("--urgency-threshold", type=float, default=None,
+                        help="P(urgent) above which a complaint is urgent (default: the model's)")
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -87,7 +90,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .api import API_KEY_ENV_VAR, ServiceSettings, serve
 
     model = None if args.model in (None, "default") else args.model
-    settings = ServiceSettings(model=model, backend=args.backend, max_texts=args.max_texts,
+    settings = ServiceSettings(model=model, backend=args.backend, batch_size=args.batch_size,
+                               urgency_threshold=args.urgency_threshold, max_texts=args.max_texts,
                                max_text_chars=args.max_text_chars, max_body_bytes=args.max_body_bytes,
                                batch_window_ms=args.batch_window_ms,
                                api_key=args.api_key or os.environ.get(API_KEY_ENV_VAR) or None)
@@ -151,8 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="processes, each with its own model")
-    p.add_argument("--model", default=None, help="model directory (default: the bundled model)")
-    p.add_argument("--backend", choices=BACKENDS, default="torch")
+    _model_options(p)
     p.add_argument("--api-key", default=None,
                    help="require 'Authorization: Bearer KEY' on /v1/ (or set COMPLAINT_NLP_API_KEY)")
     p.add_argument("--max-texts", type=int, default=64, help="texts per request")

@@ -4,8 +4,10 @@ Conventions (the same for the model and the baselines):
 
 - ``is_complaint``, ``urgency``, ``scope``, ``tier`` and ``emotion`` are scored on every row;
   a non-complaint's gold tier is P4, as LABELS.md says.
-- ``category`` is scored on rows whose gold label is a complaint; predicting
-  "not a complaint" there counts as a miss of the gold category.
+- ``category`` is the category head on the rows whose gold label is a
+  complaint: what the complaint is about, given that it is one.
+- ``category_end_to_end`` is the same rows scored on the final output, where
+  predicting "not a complaint" (no category) counts as a miss.
 - Urgent recall (share of gold ``urgent`` rows predicted ``urgent``) has its own line.
 """
 
@@ -21,6 +23,12 @@ import numpy as np
 from . import labels
 
 NONE_LABEL = "none"
+# The reported heads, plus the end-to-end reading of category.
+EVALUATED_HEADS = ("is_complaint", "category", "category_end_to_end", "urgency", "scope", "tier", "emotion")
+
+
+def _classes(head: str) -> tuple[str, ...]:
+    return labels.head_classes("category" if head == "category_end_to_end" else head)
 
 
 def gold_labels(record: Mapping[str, Any]) -> dict[str, str | None]:
@@ -28,6 +36,7 @@ def gold_labels(record: Mapping[str, Any]) -> dict[str, str | None]:
     return {
         "is_complaint": "true" if record["is_complaint"] else "false",
         "category": record["category"],
+        "category_end_to_end": record["category"],
         "urgency": record["urgency"],
         "scope": record["scope"],
         "tier": labels.tier_for(record["urgency"], record["scope"]).name,
@@ -36,12 +45,18 @@ def gold_labels(record: Mapping[str, Any]) -> dict[str, str | None]:
 
 
 def predicted_labels(result: Any) -> dict[str, str | None]:
-    """The reported labels of a prediction (a ``ComplaintResult`` or a dict with the same fields)."""
+    """The reported labels of a prediction (a ``ComplaintResult`` or a dict with the same fields).
+
+    The category head's own answer is read from ``probabilities["category"]``
+    when present, so it is scored even where the text was judged no complaint.
+    """
     get = result.get if isinstance(result, Mapping) else lambda k: getattr(result, k)
     is_complaint = get("is_complaint")
+    category_probs = (get("probabilities") or {}).get("category")
     return {
         "is_complaint": None if is_complaint is None else ("true" if is_complaint else "false"),
-        "category": get("category"),
+        "category": max(category_probs, key=category_probs.get) if category_probs else get("category"),
+        "category_end_to_end": get("category"),
         "urgency": get("urgency"),
         "scope": get("scope"),
         "tier": get("tier"),
@@ -69,7 +84,7 @@ class HeadReport:
 def head_report(head: str, gold: Sequence[str | None], pred: Sequence[str | None]) -> HeadReport:
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    classes = list(labels.head_classes(head))
+    classes = list(_classes(head))
     rows = [(g, p if p is not None else NONE_LABEL) for g, p in zip(gold, pred) if g is not None]
     g = [r[0] for r in rows]
     p = [r[1] for r in rows]
@@ -101,7 +116,7 @@ class EvaluationReport:
 
     def score(self) -> float:
         """One number for early stopping: the mean macro-F1 over the reported heads."""
-        return float(np.mean(list(self.macro_f1().values())))
+        return float(np.mean([self.heads[h].macro_f1 for h in labels.REPORTED_HEADS]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"system": self.system, "urgent_recall": self.urgent_recall,
@@ -116,7 +131,7 @@ def evaluate_predictions(records: Sequence[Mapping[str, Any]], predictions: Sequ
     gold = [gold_labels(r) for r in records]
     pred = [predicted_labels(p) for p in predictions]
     report = EvaluationReport(system)
-    for head in labels.REPORTED_HEADS:
+    for head in EVALUATED_HEADS:
         report.heads[head] = head_report(head, [g[head] for g in gold], [p[head] for p in pred])
     return report
 
@@ -143,15 +158,16 @@ def format_report(reports: Iterable[EvaluationReport]) -> str:
     reports = list(reports)
     names = [r.system for r in reports]
     width = max(14, *(len(n) + 2 for n in names))
-    lines = ["macro-F1".ljust(14) + "".join(n.rjust(width) for n in names)]
-    for head in labels.REPORTED_HEADS:
-        lines.append(head.ljust(14) + "".join(f"{r.heads[head].macro_f1:{width}.3f}" for r in reports))
-    lines.append("accuracy".ljust(14))
-    for head in labels.REPORTED_HEADS:
-        lines.append(f"  {head}".ljust(14) + "".join(f"{r.heads[head].accuracy:{width}.3f}" for r in reports))
-    lines.append("urgent recall".ljust(14) + "".join(f"{r.urgent_recall:{width}.3f}" for r in reports))
+    label = 22
+    lines = ["macro-F1".ljust(label) + "".join(n.rjust(width) for n in names)]
+    for head in EVALUATED_HEADS:
+        lines.append(head.ljust(label) + "".join(f"{r.heads[head].macro_f1:{width}.3f}" for r in reports))
+    lines.append("accuracy".ljust(label))
+    for head in EVALUATED_HEADS:
+        lines.append(f"  {head}".ljust(label) + "".join(f"{r.heads[head].accuracy:{width}.3f}" for r in reports))
+    lines.append("urgent recall".ljust(label) + "".join(f"{r.urgent_recall:{width}.3f}" for r in reports))
     main = reports[0]
-    for head in labels.REPORTED_HEADS:
+    for head in EVALUATED_HEADS:
         rep = main.heads[head]
         lines.append("")
         lines.append(f"[{main.system}] {head}  (n={rep.support})")
@@ -171,8 +187,9 @@ def plot_confusion(report: EvaluationReport, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    heads = list(labels.REPORTED_HEADS)
-    fig, axes = plt.subplots(2, 3, figsize=(15, 9.5))
+    heads = list(EVALUATED_HEADS)
+    fig, axes = plt.subplots(2, 4, figsize=(20, 9.5))
+    axes.flat[-1].axis("off")
     for ax, head in zip(axes.flat, heads):
         rep = report.heads[head]
         matrix = np.array(rep.confusion)

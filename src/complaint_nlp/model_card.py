@@ -27,14 +27,15 @@ LIMITS = """\
 
 def _table(report: Any) -> str:
     rows = ["| head | macro-F1 | accuracy |", "|---|---|---|"]
-    for head in labels.REPORTED_HEADS:
+    for head in report.heads:
         h = report.heads[head]
         rows.append(f"| `{head}` | {h.macro_f1:.3f} | {h.accuracy:.3f} |")
     rows.append(f"| urgent recall | {report.urgent_recall:.3f} | |")
     return "\n".join(rows)
 
 
-def model_card(args: Any, report: Any, history: Sequence[dict[str, Any]], n_train: int, n_dev: int) -> str:
+def model_card(args: Any, base_model: str, report: Any, history: Sequence[dict[str, Any]],
+               n_train: int, n_dev: int) -> str:
     """Markdown for ``README.md`` in the model directory."""
     settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in args.to_dict().items())
     curve = "\n".join(f"| {h['step']} | {h['epoch']} | {h['score']:.4f} |" for h in history)
@@ -42,7 +43,7 @@ def model_card(args: Any, report: Any, history: Sequence[dict[str, Any]], n_trai
 language: zh
 library_name: complaint-nlp
 pipeline_tag: text-classification
-base_model: {args.base_model}
+base_model: {base_model}
 ---
 
 # complaint-nlp model

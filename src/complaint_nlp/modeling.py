@@ -135,12 +135,22 @@ class ComplaintModel(nn.Module):
         """A new model on a pretrained encoder (local path or hub name) and its tokenizer.
 
         ``num_layers`` keeps only the first layers of the encoder: a cheaper
-        model to train and run, at some cost in accuracy.
+        model to train and run, at some cost in accuracy. A complaint model
+        directory is a base too: training then continues from its encoder and heads.
         """
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         _quiet_transformers()
         config = config or ComplaintModelConfig(base_model=base_model)
+        if (Path(base_model) / CONFIG_NAME).is_file():
+            trained, tokenizer = cls.from_pretrained(base_model)
+            if num_layers is not None and num_layers != trained.encoder.config.num_hidden_layers:
+                raise ValueError(f"{base_model} has {trained.encoder.config.num_hidden_layers} layers; "
+                                 f"num_layers={num_layers} cannot change that")
+            config.base_model = trained.config.base_model  # the pretrained encoder it all began from
+            model = cls(config, trained.encoder)
+            model.heads.load_state_dict(trained.heads.state_dict())
+            return model, tokenizer
         encoder_config = AutoConfig.from_pretrained(base_model)
         if num_layers is not None:
             encoder_config.num_hidden_layers = num_layers

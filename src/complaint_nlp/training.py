@@ -57,9 +57,11 @@ class TrainingArguments:
     seed: int = 42
     save_dtype: str = "float16"
     max_train_samples: int | None = None
-    # Knowledge distillation: a trained model directory whose logits the new model also learns,
-    # on the training texts and on extra unlabelled texts (JSONL with a "text" field).
+    # Knowledge distillation: trained model directories (comma-separated) whose averaged predictions the
+    # new model also learns, on the training texts and on extra unlabelled texts (JSONL with a "text" field);
+    # the TF-IDF baseline, fitted on train_file, can join that ensemble with this weight (0: left out).
     teacher: str | None = None
+    teacher_tfidf_weight: float = 0.0
     unlabeled_file: str | None = None
     distill_weight: float = 1.0
     temperature: float = 2.0
@@ -224,6 +226,32 @@ def read_unlabeled(path: str, exclude: set[str]) -> list[str]:
     return list(texts)
 
 
+def ensemble_logits(config: ComplaintModelConfig, args: TrainingArguments, texts: Sequence[str],
+                    train_records: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Targets for distillation: the teachers' averaged probabilities, as logits in the student's layout.
+
+    Single-label heads become log-probabilities (their softmax is the average),
+    the multi-label head the logit of the averaged sigmoid.
+    """
+    from .baselines import TfidfBaseline
+    from .classifier import ComplaintClassifier, head_probabilities
+
+    members: list[tuple[float, dict[str, np.ndarray]]] = []
+    for path in args.teacher.split(","):
+        logger.info("teacher %s: scoring %d texts", path, len(texts))
+        teacher = ComplaintClassifier(path.strip(), batch_size=64)
+        members.append((1.0, head_probabilities(teacher.config, teacher.logits(texts))))
+    if args.teacher_tfidf_weight > 0:
+        members.append((args.teacher_tfidf_weight, TfidfBaseline().fit(train_records).predict_proba(texts)))
+    columns = []
+    for head in config.heads:
+        parts = [(w, probs[head.name]) for w, probs in members if head.name in probs]
+        p = sum(w * q for w, q in parts) / sum(w for w, _ in parts)
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        columns.append(np.log(p / (1 - p)) if head.kind == "multi" else np.log(p))
+    return np.concatenate(columns, axis=1).astype(np.float32)
+
+
 def train(args: TrainingArguments) -> tuple[Path, EvaluationReport]:
     """Fine-tune, keep the best dev checkpoint, choose thresholds, save the model directory."""
     import torch
@@ -250,10 +278,7 @@ def train(args: TrainingArguments) -> tuple[Path, EvaluationReport]:
             shape = (len(extra), *targets[head.name].shape[1:])
             targets[head.name] = np.concatenate([targets[head.name], filler(shape, dtype=targets[head.name].dtype)])
     if args.teacher:
-        from .classifier import ComplaintClassifier
-
-        logger.info("teacher %s: scoring %d texts", args.teacher, len(texts))
-        teacher_logits = ComplaintClassifier(args.teacher, batch_size=64).logits(texts)
+        teacher_logits = ensemble_logits(config, args, texts, train_records)
     elif args.unlabeled_file:
         raise ValueError("unlabeled_file needs a teacher to label it")
     objective = MultiHeadLoss(config, targets, args, teacher_logits)
@@ -317,7 +342,8 @@ def train(args: TrainingArguments) -> tuple[Path, EvaluationReport]:
     final_report, _ = evaluate_model(model, tokenizer, dev_records)
     logger.info("urgency threshold %.3f: dev %s urgent recall %.3f", config.urgency_threshold,
                 {k: round(v, 4) for k, v in final_report.macro_f1().items()}, final_report.urgent_recall)
-    card = model_card(args, final_report, history, n_train=len(train_records), n_dev=len(dev_records))
+    card = model_card(args, config.base_model, final_report, history,
+                      n_train=len(train_records), n_dev=len(dev_records))
     dtype = {"float16": torch.float16, "float32": torch.float32}[args.save_dtype]
     record = {"args": args.to_dict(), "history": history, "dev": final_report.to_dict()}
     output = model.save_pretrained(args.output_dir, tokenizer, dtype=dtype, extra_files={
