@@ -5,7 +5,7 @@
 Scores the model (PyTorch fp32 and ONNX int8), the keyword rules and the
 TF-IDF + logistic regression baseline (trained on train.jsonl) on dev.jsonl,
 then the model on two Traditional copies of dev made with OpenCC (Taiwan
-s2twp, Hong Kong s2hk). Writes benchmarks/results/accuracy.json and a PNG of
+s2twp, Hong Kong s2hk), and the model at several urgent thresholds. Writes benchmarks/results/accuracy.json and a PNG of
 the model's confusion matrices.
 """
 
@@ -52,6 +52,16 @@ def main() -> None:
                 name = f"model-torch-traditional-{config}"
                 reports[name] = evaluate_predictions(dev, classifier.predict(converted), name)
                 print(f"{config}: {changed:.0%} of dev texts changed by the conversion")
+    # The urgent threshold trades urgent recall against false alarms (and tier macro-F1).
+    shipped = ComplaintClassifier(args.model).config.urgency_threshold
+    sweep = []
+    for threshold in sorted({0.5, 0.3, 0.15, 0.1, shipped}, reverse=True):
+        report = evaluate_predictions(dev, ComplaintClassifier(args.model, urgency_threshold=threshold).predict(texts))
+        urgent = report.heads["urgency"].per_class["urgent"]
+        sweep.append({"urgency_threshold": round(threshold, 4), "shipped": threshold == shipped,
+                      "urgent_recall": urgent["recall"], "urgent_precision": urgent["precision"],
+                      "urgency_macro_f1": report.macro_f1()["urgency"], "tier_macro_f1": report.macro_f1()["tier"]})
+        print(json.dumps(sweep[-1]))
     reports["keywords"] = evaluate_predictions(dev, KeywordBaseline().predict(texts), "keywords")
     reports["tfidf-lr"] = evaluate_predictions(dev, TfidfBaseline().fit(read_labeled(args.train)).predict(texts),
                                                "tfidf-lr")
@@ -67,6 +77,7 @@ def main() -> None:
                      for h in simplified} for config in ("s2twp", "s2hk")},
         "onnx_loss_points": {h: round(100 * (simplified[h] - reports["model-onnx"].macro_f1()[h]), 2)
                              for h in simplified},
+        "urgency_threshold_sweep": sweep,
         "reports": {name: r.to_dict() for name, r in reports.items()},
     }
     Path(args.output).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -1,7 +1,7 @@
-"""Run benchmark workers as separate processes, alternating A B A B, and read each one's peak memory.
+"""Run benchmark workers as separate processes, alternating A B A B, each reporting its peak memory.
 
-Each worker prints one JSON line (what it timed itself); the parent adds the
-process's wall time and peak RSS from the kernel's accounting (``os.wait4``).
+Each worker prints one JSON line (what it timed itself and its peak RSS); the
+parent adds the process's wall time.
 Alternating the systems and reporting medians and per-pair ratios keeps a
 comparison fair on a noisy shared machine.
 """
@@ -28,19 +28,29 @@ def run_worker(argv: Sequence[str], env: dict[str, str] | None = None) -> dict[s
     proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})})
     out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"worker {argv} failed with status {status}")
+    if proc.wait() != 0:
+        raise RuntimeError(f"worker {argv} failed with status {proc.returncode}")
     result = json.loads(out.decode().strip().splitlines()[-1])
     result["process_wall_s"] = time.perf_counter() - started
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports kilobytes
     return result
 
 
-def alternate(workers: dict[str, Sequence[str]], runs: int) -> dict[str, list[dict[str, Any]]]:
-    """Run every worker ``runs`` times, in turn, after one warm-up round that is not counted."""
+def report_result(result: dict[str, Any]) -> None:
+    """A worker's last line: what it timed, plus its own peak RSS.
+
+    The peak is the process's VmHWM, not the parent's ``wait4`` figure: Linux
+    carries the forked parent's RSS into a child's ``ru_maxrss`` across exec,
+    which would floor every worker at the parent's size.
+    """
+    with open("/proc/self/status") as f:
+        hwm_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    print(json.dumps({**result, "peak_rss_mb": hwm_kb / 1024}), flush=True)
+
+
+def alternate(workers: dict[str, Sequence[str]], runs: int, warmup: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """Run every worker ``runs`` times, in turn, after one warm-up round (not counted) unless told not to."""
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in workers}
-    for round_number in range(runs + 1):
+    for round_number in range(0 if warmup else 1, runs + 1):
         for name, argv in workers.items():
             result = run_worker(argv)
             if round_number:

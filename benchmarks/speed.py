@@ -22,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from measure import LABELED, alternate, parse_args, summarize  # noqa: E402
+from measure import LABELED, alternate, parse_args, report_result, summarize  # noqa: E402
 
 DEFAULT_DEV = LABELED / "dev.jsonl"
 
@@ -69,8 +69,8 @@ def worker(args: argparse.Namespace) -> None:
         loaded = time.perf_counter()
         classifier.predict(texts)
     done = time.perf_counter()
-    print(json.dumps({"texts": len(texts), "load_s": loaded - started, "label_s": done - loaded,
-                      "texts_per_s": len(texts) / (done - loaded)}))
+    report_result({"texts": len(texts), "load_s": loaded - started, "label_s": done - loaded,
+                   "texts_per_s": len(texts) / (done - loaded)})
 
 
 def main() -> None:

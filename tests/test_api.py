@@ -100,6 +100,7 @@ def test_classify_matches_the_python_api(server, reference):
 
 @pytest.mark.parametrize("body, status, where", [
     (b"{not json", 422, "json_invalid"),
+    (b'{"text": "\xff\xfe\x00garbage"}', 422, "json_invalid"),  # not UTF-8
     (b'{"texts": "one string"}', 422, "list_type"),
     (b'{"texts": [1, 2]}', 422, "string_type"),
     (b'{"texts": [null]}', 422, "string_type"),

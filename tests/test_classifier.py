@@ -1,4 +1,5 @@
 import numpy as np
+import onnx
 import pytest
 
 from complaint_nlp import ComplaintClassifier, labels
@@ -84,7 +85,11 @@ def test_onnx_backend_matches_torch(tiny_model_dir, dev_records, tmp_path, monke
     texts = [r["text"] for r in dev_records[:40]]
     torch_results = ComplaintClassifier(tiny_model_dir).predict(texts)
     onnx_results = ComplaintClassifier(tiny_model_dir, backend="onnx").predict(texts)
-    assert len(list(tmp_path.glob("onnx/*.int8-pc.onnx"))) == 1
+    [exported] = tmp_path.glob("onnx/*.int8-v2.onnx")
+    ops = {n.name: n.op_type for n in onnx.load(str(exported)).graph.node}
+    ffn_out = [name for name in ops if name.endswith("/output/dense/MatMul") and "/attention/" not in name]
+    assert ffn_out and all(ops[name] == "MatMul" for name in ffn_out)  # kept in fp32
+    assert "MatMulInteger" in ops.values()  # the rest quantised
     diffs = [abs(a.probabilities["emotion"][e] - b.probabilities["emotion"][e])
              for a, b in zip(torch_results, onnx_results) for e in labels.EMOTIONS]
     assert np.mean(diffs) < 0.02

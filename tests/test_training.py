@@ -7,7 +7,8 @@ from safetensors.torch import load_file
 
 from complaint_nlp import ComplaintClassifier, labels
 from complaint_nlp.training import (
-    TrainingArguments, choose_urgency_threshold, class_weights, label_arrays, length_grouped_batches, train)
+    TrainingArguments, calibrate_urgency, choose_urgency_threshold, class_weights, label_arrays,
+    length_grouped_batches, train)
 
 
 def write_jsonl(path, rows):
@@ -92,13 +93,36 @@ def test_length_grouped_batches_cover_every_row_once():
     assert max(len(b) for b in batches) == 16
 
 
-def test_urgency_threshold_reaches_the_recall_target():
+def test_urgency_threshold_reaches_the_recall_target_with_a_margin():
     p = np.array([0.9, 0.8, 0.3, 0.2, 0.05, 0.6, 0.01])
     urgent = np.array([True, True, True, True, True, False, False])
     threshold = choose_urgency_threshold(p, urgent, 0.8)
-    assert threshold == pytest.approx(0.2)
-    assert (p[urgent] >= threshold).mean() >= 0.8
+    # halfway in log-odds between the last kept urgent score (0.2) and the next score below (0.05)
+    assert threshold == pytest.approx(1 / (1 + np.exp(-(np.log(0.2 / 0.8) + np.log(0.05 / 0.95)) / 2)))
+    assert (p[urgent] >= threshold).mean() >= 0.8 and (p >= threshold).sum() == 5
     assert choose_urgency_threshold(np.array([0.99, 0.98]), np.array([True, True]), 0.9) == 0.5
+    # rows scored 0 (judged no complaint) cannot be reached: the target is met as far as it can be
+    assert choose_urgency_threshold(np.array([0.3, 0.0, 0.1]), np.array([True, True, False]), 1.0) < 0.3
+
+
+def test_calibrate_rewrites_threshold_card_and_record_but_not_the_weights(tiny_encoder_dir, small_data, tmp_path,
+                                                                          dev_records):
+    out, _ = train(args_for(tiny_encoder_dir, small_data, tmp_path / "m", epochs=1))
+    weights_before = (out / "model.safetensors").read_bytes()
+    data = write_jsonl(tmp_path / "domain.jsonl", dev_records[200:400])
+    same, report = calibrate_urgency(out, data, urgent_recall_target=1.0)
+    urgent_rows = [r for r in dev_records[200:400] if r["urgency"] == "urgent"]
+    reachable = [res.is_complaint for res in ComplaintClassifier(out).predict([r["text"] for r in urgent_rows])]
+    # every urgent row judged a complaint is found; the others are never urgent, whatever the threshold
+    assert same == out and report.urgent_recall == pytest.approx(np.mean(reachable))
+    assert (out / "model.safetensors").read_bytes() == weights_before
+    record = json.loads((out / "training_args.json").read_text())
+    threshold = ComplaintClassifier(out).config.urgency_threshold
+    assert record["calibration"] == {"data_file": data, "rows": 200, "urgent_recall_target": 1.0,
+                                     "urgency_threshold": threshold}
+    assert f"P(urgent) >= {threshold:.4f}, re-chosen on `{data}` (200 rows)" in (out / "README.md").read_text()
+    with pytest.raises(ValueError, match="urgent_recall_target"):
+        calibrate_urgency(out, data, urgent_recall_target=0.0)
 
 
 def test_distillation_from_a_teacher_with_unlabelled_texts(tiny_encoder_dir, tiny_model_dir, small_data, tmp_path,
@@ -124,6 +148,7 @@ def test_continue_from_a_trained_model_with_an_ensemble_teacher(tiny_model_dir, 
     out, _ = train(args)
     before, _ = ComplaintModel.from_pretrained(tiny_model_dir)
     after, _ = ComplaintModel.from_pretrained(out)
+    assert after.config.base_model == before.config.base_model == "tiny-test"  # the encoder it began from
     # learning rate 0: the continued model starts from, and keeps, the trained encoder and heads
     for (name, a), b in zip(before.state_dict().items(), after.state_dict().values()):
         assert (a.half().float() == b).all(), name

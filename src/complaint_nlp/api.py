@@ -296,6 +296,9 @@ def create_app(settings: ServiceSettings | None = None, classifier: ComplaintCla
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not decode the body at all (e.g. bytes that are not UTF-8)
+            return error_response(422, "invalid_request", "the request body is not UTF-8 JSON",
+                                  [{"loc": ["body"], "type": "json_invalid", "msg": "not UTF-8 JSON"}])
         return error_response(exc.status_code, "http_error", str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

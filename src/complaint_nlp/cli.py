@@ -79,6 +79,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .modeling import load_config
+    from .training import calibrate_urgency
+
+    output, report = calibrate_urgency(args.model, args.data, args.urgent_recall_target)
+    print(json.dumps({"model": str(output), "urgency_threshold": load_config(output).urgency_threshold,
+                      "macro_f1": report.macro_f1(), "urgent_recall": report.urgent_recall}, ensure_ascii=False))
+    return 0
+
+
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from .onnx_export import export_onnx
 
@@ -150,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default="confusion.png", help="PNG of the confusion matrices ('' for none)")
     p.add_argument("--json", default=None, help="also write the full report as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("calibrate", help="re-choose a model's urgent threshold on labelled JSONL (rewrites MODEL)")
+    p.add_argument("model")
+    p.add_argument("data", help="labelled JSONL (LABELS.md format)")
+    p.add_argument("--urgent-recall-target", type=float, default=0.9,
+                   help="share of the urgent rows the threshold must keep (default: 0.9)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("serve", help="run the HTTP API")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")

