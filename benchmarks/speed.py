@@ -4,7 +4,7 @@ The reference is what a user would write first: ``pipeline("text-classification"
 over the same encoder (one linear head), called text by text. Each system runs
 in its own process, alternating, so peak RSS is per system.
 
-    python benchmarks/speed.py --runs 3
+    python benchmarks/speed.py --runs 5
 
 writes benchmarks/results/speed.json.
 """

@@ -3,6 +3,7 @@ import onnx
 import pytest
 
 from complaint_nlp import ComplaintClassifier, labels
+from complaint_nlp.classifier import length_batches
 from complaint_nlp.text import ERROR_EMPTY, ERROR_NOT_A_STRING, WARNING_NO_CHINESE, WARNING_TRUNCATED
 
 BAD_INPUTS = [None, "", "   \n", 42, 3.5, ["list"], "😀😀😀", "Delivery was late and the box was broken.",
@@ -105,3 +106,13 @@ def test_urgency_threshold_override(tiny_model_dir, dev_records):
     assert all(r.urgency == "normal" for r in never)
     with pytest.raises(ValueError, match="urgency_threshold"):
         ComplaintClassifier(tiny_model_dir, urgency_threshold=1.5)
+
+
+def test_length_batches_cover_every_text_once_with_little_padding():
+    lengths = [5, 300, 12, 6, 7, 140, 40, 41, 9, 500]
+    batches = length_batches(lengths, batch_size=3, max_length=128)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert max(len(b) for b in batches) <= 3
+    # short texts together, never padded to a long one; everything past max_length counts as max_length
+    assert batches == [[0, 3, 4], [8, 2], [6, 7], [5, 1, 9]]
+    assert length_batches([60] * 100, 32, 128) == [list(range(i, min(i + 32, 100))) for i in range(0, 100, 32)]

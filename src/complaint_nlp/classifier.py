@@ -168,14 +168,12 @@ class ComplaintClassifier:
         """Model outputs for normalised texts, batched by length, in input order."""
         out = np.zeros((len(texts), self.config.num_logits), dtype=np.float32)
         truncated = np.zeros(len(texts), dtype=bool)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        starts = range(0, len(order), batch_size)
+        batches = length_batches([len(t) for t in texts], batch_size, self.config.max_length)
         if show_progress_bar:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="classifying", unit="batch")
-        for start in starts:
-            idx = order[start:start + batch_size]
+            batches = tqdm(batches, desc="classifying", unit="batch")
+        for idx in batches:
             input_ids, attention_mask, cut = encode(self.tokenizer, [texts[i] for i in idx],
                                                     self.config.max_length, self.config.head_share)
             out[idx] = self._run(input_ids, attention_mask)
@@ -220,6 +218,26 @@ class ComplaintClassifier:
             is_complaint=is_complaint, category=category, categories=categories, urgency=urgency,
             scope=scope, tier=tier.name, response_target=tier.response_target, emotion=emotion,
             scores=scores, probabilities=probabilities, warnings=warnings)
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_length: int) -> list[list[int]]:
+    """Indices sorted by length, cut where a batch is full or its texts would differ much in length.
+
+    Every text in a batch is padded to the longest, so a batch closes before a
+    text a third longer than its first (lengths capped at ``max_length``, the
+    most the model reads). A large sorted input gives full batches; a handful
+    of mixed texts, as an HTTP micro-batch has, gives a few short ones instead
+    of one mostly padded batch.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        length = min(lengths[i], max_length)
+        if (not batches or len(batches[-1]) == batch_size
+                or length > 4 / 3 * min(lengths[batches[-1][0]], max_length) + 8):
+            batches.append([])
+        batches[-1].append(i)
+    return batches
 
 
 def head_probabilities(config: ComplaintModelConfig, logits: np.ndarray) -> dict[str, np.ndarray]:
