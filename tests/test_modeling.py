@@ -85,3 +85,11 @@ def test_encode_keeps_head_and_tail_of_long_texts(tiny_model_dir):
     assert mask[1].sum() == len(tokenizer("短")["input_ids"])
     assert (ids[1, mask[1] == 0] == tokenizer.pad_token_id).all()
     assert encode(tokenizer, [], 32)[0].shape == (0, 0)
+
+
+def test_encode_pads_to_a_multiple_of_eight_within_max_length(tiny_model_dir):
+    _, tokenizer = ComplaintModel.from_pretrained(tiny_model_dir)
+    ids, mask, _ = encode(tokenizer, ["短", "快递丢了"], 64)
+    assert ids.shape[1] == 8 and mask.sum(1).max() <= 8
+    ids, _, _ = encode(tokenizer, ["字" * 40], 42)
+    assert ids.shape[1] == 42  # never wider than max_length
